@@ -1,0 +1,1 @@
+"""Subcommands of the ``imgcurate`` command line, one module each."""

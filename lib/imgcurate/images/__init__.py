@@ -1,0 +1,1 @@
+"""Image inspection, decoding and preprocessing."""

@@ -1,0 +1,1 @@
+"""Reading and writing shards: listing, tar indexing, byte-range reads, tar writing."""

@@ -1,0 +1,1 @@
+"""Spark plumbing: sessions, tables, per-shard tasks. The work itself lives elsewhere."""
