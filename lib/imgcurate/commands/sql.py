@@ -32,9 +32,17 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from imgcurate.spark.tables import TableStore
 
+    from pyspark.errors import AnalysisException, ParseException
+
     spark = session(args, "imgcurate-sql")
-    TableStore(spark, args.tables, args.table_format).register_views()
-    result = spark.sql(args.query)
+    names = TableStore(spark, args.tables, args.table_format).register_views()
+    try:
+        result = spark.sql(args.query)
+    except (AnalysisException, ParseException) as error:
+        message = str(error).strip().splitlines()[0]
+        print(f"imgcurate sql: error: {message}", file=sys.stderr)
+        print(f"tables in {args.tables}: {', '.join(names) or 'none'}", file=sys.stderr)
+        return 2
     frame = result.limit(args.limit + 1).toPandas()
     truncated = len(frame) > args.limit
     frame = frame.head(args.limit)

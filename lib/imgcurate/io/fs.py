@@ -44,10 +44,9 @@ def join(root: str, relative: str) -> str:
 
 def get_fs(path: str):
     """Return ``(fsspec filesystem, path within it)`` for a URL."""
-    import fsspec
+    from fsspec.core import url_to_fs
 
-    fs, _, paths = fsspec.get_fs_token_paths(path)
-    return fs, paths[0]
+    return url_to_fs(path)
 
 
 def open_binary(path: str, block_size: int = REMOTE_BLOCK_SIZE) -> IO[bytes]:

@@ -96,13 +96,20 @@ def _brace_choices(body: str) -> list[str]:
 
 def _expand_pattern(pattern: str) -> list[str]:
     out: list[str] = []
+    missing: list[str] = []
     for item in expand_braces(pattern):
         if any(ch in item for ch in "*?["):
             out.extend(_glob(item))
         elif fs.exists(item):
             out.append(item)
         else:
-            raise ListingError(f"shard {item!r} from pattern {pattern!r} does not exist")
+            missing.append(item)
+    if missing:
+        shown = ", ".join(posixpath.basename(m) for m in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ListingError(
+            f"{len(missing)} shard(s) named by {pattern!r} do not exist: {shown}{more}"
+        )
     return out
 
 

@@ -64,7 +64,7 @@ class ProgressReporter:
     counter: object = None
     unit: str = "samples"
     interval: float = 2.0
-    stream: object = sys.stderr
+    stream: object = None  # default: sys.stderr at print time
     enabled: bool = True
 
     def __post_init__(self) -> None:
@@ -113,5 +113,5 @@ class ProgressReporter:
             f"{rows / elapsed:.1f} {self.unit}/s, {elapsed:.0f}s"
         )
         if line != self._last:
-            print(line, file=self.stream, flush=True)
+            print(line, file=self.stream or sys.stderr, flush=True)
             self._last = line
