@@ -99,3 +99,13 @@ def test_clear_errors(spark, tmp_path, capsys):
     assert cli.main(["sql", "--tables", str(tmp_path), "SELECT * FROM samples"]) == 2
     err = capsys.readouterr().err
     assert "TABLE_OR_VIEW_NOT_FOUND" in err and "tables in" in err and "none" in err
+
+
+def test_demo_command_scans_and_queries(spark, tmp_path, capsys):
+    workdir = tmp_path / "demo"
+    args = ["demo", "--workdir", str(workdir), "--shards", "2", "--samples-per-shard", "6"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "2 shards scanned" in out and "12 samples, 10 ok" in out
+    assert (workdir / "shards" / "00001.parquet").exists()
+    assert "failed_to_download" in out  # the status query ran and printed its rows
