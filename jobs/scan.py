@@ -1,6 +1,6 @@
 """spark-submit entry point for ``scan``; takes the same arguments as ``imgcurate scan``.
 
-    spark-submit --master yarn jobs/scan.py --input s3://bucket/shards --tables s3://bucket/tables
+spark-submit --master yarn jobs/scan.py --input s3://bucket/shards --tables s3://bucket/tables
 """
 
 import sys

@@ -8,8 +8,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
-from imgcurate import synth  # noqa: E402
 
+from imgcurate import synth  # noqa: E402
 from tests import shards as bad_shards  # noqa: E402
 
 

@@ -8,9 +8,10 @@ import tarfile
 import zlib
 from pathlib import Path
 
+from PIL import Image
+
 from imgcurate import synth
 from imgcurate.synth import add_member
-from PIL import Image
 
 
 def jpeg(seed: int = 0, size: tuple[int, int] = (64, 48), exif_orientation: int | None = None):

@@ -27,9 +27,11 @@ def test_shipped_pipeline_configs_validate():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"tables": "t", "input": "i", "dedupe": {}}, "dedupe: unknown key (did you mean 'dedup'?)"),
-        ({"tables": "t", "input": "i", "embed": {"batch_size": "big"}},
-         "embed.batch_size: must be an integer >= 1, got 'big'"),
+        ({"tables": "t", "input": "i", "dedupe": {}}, "dedupe: unknown key (did you mean 'dedup'"),
+        (
+            {"tables": "t", "input": "i", "embed": {"batch_size": "big"}},
+            "embed.batch_size: must be an integer >= 1, got 'big'",
+        ),
         ({"tables": "t", "input": "i", "embed": {"modle": "x"}}, "did you mean 'embed.model'"),
         ({"tables": "t", "input": "i", "dedup": {"keep": "best"}}, "best:COLUMN"),
         ({"tables": "t", "input": "i", "dedup": {"semantic_eps": [0.01, 2]}}, "between 0 and 1"),
@@ -37,8 +39,10 @@ def test_shipped_pipeline_configs_validate():
         ({"input": "i"}, "tables: required"),
         ({"tables": "t", "input": "i"}, "reshard.dest: required"),
         ({"tables": "t", "input": "i", "format": "orc"}, "format: must be one of"),
-        ({"tables": "t", "input": "i", "stages": ["scan"],
-          "select": {"where": "x", "sql": "y"}}, "either where or sql"),
+        (
+            {"tables": "t", "input": "i", "stages": ["scan"], "select": {"where": "x", "sql": "y"}},
+            "either where or sql",
+        ),
     ],
 )
 def test_bad_configs_name_the_key_and_the_fix(raw, message):

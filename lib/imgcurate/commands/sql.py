@@ -30,9 +30,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from imgcurate.spark.tables import TableStore
-
     from pyspark.errors import AnalysisException, ParseException
+
+    from imgcurate.spark.tables import TableStore
 
     spark = session(args, "imgcurate-sql")
     names = TableStore(spark, args.tables, args.table_format).register_views()
