@@ -72,9 +72,11 @@ class ProgressReporter:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._started = time.time()
         self._last = ""
+        self._earlier_jobs: set[int] = set()
 
     def __enter__(self) -> ProgressReporter:
         self._started = time.time()
+        self._earlier_jobs = set(self._job_ids())
         if self.enabled:
             self._thread.start()
         return self
@@ -91,10 +93,14 @@ class ProgressReporter:
         while not self._stop.wait(self.interval):
             self._print()
 
+    def _job_ids(self) -> list[int]:
+        return list(self.spark.sparkContext.statusTracker().getJobIdsForGroup(None) or [])
+
     def _done_tasks(self) -> int:
+        """Finished tasks of the one-task-per-shard stage of jobs started inside this block."""
         tracker = self.spark.sparkContext.statusTracker()
         done = 0
-        for job_id in tracker.getJobIdsForGroup(None) or []:
+        for job_id in set(self._job_ids()) - self._earlier_jobs:
             info = tracker.getJobInfo(job_id)
             if info is None:
                 continue

@@ -252,11 +252,35 @@ def embed_task(options: EmbedOptions, devices=None) -> Callable[[dict], pa.Table
             decode_threads=options.decode_threads,
             vector_dtype=options.vector_dtype,
         )
+        label = device_label(models.device)
         if devices is not None:
-            devices.add({device_label(models.device): table.num_rows})
-        return table
+            devices.add({label: table.num_rows})
+        return _with_placement(table, label)
 
     return run
+
+
+def task_schema(vector_dtype: str) -> pa.Schema:
+    """Rows a task returns: :func:`embed.output_schema` plus where the shard ran.
+
+    ``device`` (``host cuda:0 (GPU name)``) and ``gpu_slot`` (the Spark GPU
+    address(es) the task was given, null without a slot) land in ``scores``,
+    so scheduling can be checked with SQL after the fact.
+    """
+    from imgcurate.embed import output_schema
+
+    base = output_schema(vector_dtype)
+    return base.append(pa.field("device", pa.string())).append(pa.field("gpu_slot", pa.string()))
+
+
+def _with_placement(table: pa.Table, label: str) -> pa.Table:
+    from imgcurate.models.device import spark_gpu_addresses
+
+    addresses = spark_gpu_addresses()
+    slot = ",".join(addresses) if addresses else None
+    rows = table.num_rows
+    table = table.append_column("device", pa.array([label] * rows, pa.string()))
+    return table.append_column("gpu_slot", pa.array([slot] * rows, pa.string()))
 
 
 def run_embed(
@@ -420,26 +444,6 @@ def _run_waves(
     summary.devices = dict(devices.value)
 
 
-class _WaveProgress(ProgressReporter):
-    """Progress of one wave: counts tasks of jobs started after it, not earlier waves'."""
-
-    def __enter__(self) -> _WaveProgress:
-        tracker = self.spark.sparkContext.statusTracker()
-        self._earlier = set(tracker.getJobIdsForGroup(None) or [])
-        return super().__enter__()
-
-    def _done_tasks(self) -> int:
-        tracker = self.spark.sparkContext.statusTracker()
-        done = 0
-        for job_id in set(tracker.getJobIdsForGroup(None) or []) - self._earlier:
-            info = tracker.getJobInfo(job_id)
-            for stage_id in info.stageIds if info is not None else []:
-                stage = tracker.getStageInfo(stage_id)
-                if stage is not None and stage.numTasks == self.total:
-                    done = max(done, stage.numCompletedTasks)
-        return done
-
-
 def _run_wave(
     spark: SparkSession,
     store: TableStore,
@@ -451,19 +455,17 @@ def _run_wave(
     progress: bool,
 ) -> dict[str, int]:
     """Embed one wave of shards and commit its rows to both tables; returns images by status."""
-    from imgcurate.embed import output_schema
-
     spark.sparkContext.setJobDescription(label)
     counter = spark.sparkContext.accumulator(0)
     # Group first, in its own job: the embed job is then one stage of one task per shard
     # (what the progress line counts), and a retried GPU task does not redo the grouping.
     frame = _one_task_per_shard(spark, pending, wave).persist(_disk_only())
-    output = map_shards(frame, task, output_schema(options.vector_dtype), counter)
+    output = map_shards(frame, task, task_schema(options.vector_dtype), counter)
     output = output.persist(_disk_only())  # two tables are written from one GPU pass
     try:
         frame.count()
         run_id = new_run_id()
-        with _WaveProgress(spark, label, len(wave), counter, unit="images", enabled=progress):
+        with ProgressReporter(spark, label, len(wave), counter, unit="images", enabled=progress):
             embeddings = output.filter(output["status"] == "ok")
             store.stage(run_id, EMBEDDINGS, embeddings.select("sample_id", "model", "vector"))
         # Scores are narrow: fewer, larger files (read from the persisted output).
