@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from imgcurate.spark.tables import TableStore
 
     spark = session(args, "imgcurate-sql")
-    names = TableStore(spark, args.tables, args.table_format).register_views()
+    names = register_all_views(spark, TableStore(spark, args.tables, args.table_format))
     try:
         result = spark.sql(args.query)
     except (AnalysisException, ParseException) as error:
@@ -50,6 +50,22 @@ def run(args: argparse.Namespace) -> int:
     if truncated:
         print(f"(showing the first {args.limit} rows; use --limit to see more)", file=sys.stderr)
     return 0
+
+
+def register_all_views(spark, store) -> list[str]:
+    """Every table as a view, plus ``selection`` (what reshard selects from) and ``dedup``."""
+    from imgcurate.select import selection_view
+
+    names = store.register_views()
+    if "samples" in names:
+        selection_view(spark, store)
+        names.append("selection")
+    if "duplicates" in names:
+        from imgcurate.dedup.view import register_dedup_view
+
+        register_dedup_view(spark, store)
+        names.append("dedup")
+    return names
 
 
 def render(frame, output_format: str) -> str:

@@ -32,6 +32,8 @@ STAGING = "_staging"
 COMMITTED = "_COMMITTED"
 CATALOG_SCRIPT = "_catalog.sql"
 FORMATS = ("parquet", "delta")
+#: Views built on top of the tables (by select and dedup), dropped with the tables' views.
+DERIVED_VIEWS = ("selection", "dedup")
 
 
 class TablesError(RuntimeError):
@@ -142,10 +144,19 @@ class TableStore:
     # -- SQL -------------------------------------------------------------------------------
 
     def register_views(self) -> list[str]:
-        """Create a temporary view per table in the current session; return their names."""
+        """Create a temporary view per table in the current session; return their names.
+
+        Views a previous call registered for another tables directory are
+        dropped first, so a notebook that switches directories never queries
+        a stale table by mistake.
+        """
+        previous = getattr(self.spark, "_imgcurate_views", set())
+        for name in previous | set(DERIVED_VIEWS):
+            self.spark.catalog.dropTempView(name)
         names = self.names()
         for name in names:
             self.read(name).createOrReplaceTempView(name)
+        self.spark._imgcurate_views = set(names)
         return names
 
     def catalog_sql(self) -> str:
