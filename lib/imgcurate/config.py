@@ -38,6 +38,9 @@ class EmbedConfig:
     random_weights: bool = False
     fast_decode: bool = True
     vector_dtype: str = "float32"
+    precision: str = "fp16"
+    decode_threads: int | None = None
+    shards_per_commit: int = 256
 
 
 @dataclass
@@ -175,6 +178,9 @@ CHECKS: dict[str, Check] = {
     "embed.random_weights": _boolean,
     "embed.fast_decode": _boolean,
     "embed.vector_dtype": _one_of("float32", "float16"),
+    "embed.precision": _one_of("fp16", "bf16", "fp32"),
+    "embed.decode_threads": _optional(_positive_int),
+    "embed.shards_per_commit": _positive_int,
     "dedup.exact": _boolean,
     "dedup.phash": _boolean,
     "dedup.semantic": _one_of("auto", "on", "off"),

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from imgcurate.config import ConfigError
 from imgcurate.io.listing import ListingError
 from imgcurate.spark.tables import TablesError
-
-
-class ConfigError(ValueError):
-    """A bad argument or setting; the message names the fix."""
 
 
 #: Exceptions that mean "the user must change something", printed without a traceback.
