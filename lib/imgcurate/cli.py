@@ -11,7 +11,7 @@ import logging
 import sys
 
 #: Subcommands, in the order they appear in ``imgcurate --help``.
-COMMANDS = ("demo", "run", "scan", "embed", "models", "sql", "tables", "reshard")
+COMMANDS = ("demo", "run", "scan", "embed", "dedup", "models", "sql", "tables", "reshard")
 
 
 def build_parser() -> argparse.ArgumentParser:
