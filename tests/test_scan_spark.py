@@ -101,11 +101,38 @@ def test_clear_errors(spark, tmp_path, capsys):
     assert "TABLE_OR_VIEW_NOT_FOUND" in err and "tables in" in err and "none" in err
 
 
-def test_demo_command_scans_and_queries(spark, tmp_path, capsys):
+def test_demo_command_runs_the_whole_pipeline(spark, tmp_path, capsys):
+    import webdataset as wds
+
     workdir = tmp_path / "demo"
-    args = ["demo", "--workdir", str(workdir), "--shards", "2", "--samples-per-shard", "6"]
+    args = ["demo", "--workdir", str(workdir), "--shards", "2", "--samples-per-shard", "12"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "2 shards scanned" in out and "12 samples, 10 ok" in out
+    assert "2 shards scanned" in out and "24 samples, 22 ok" in out
+    assert "RANDOM weights" in out and "failed_to_download" in out
     assert (workdir / "shards" / "00001.parquet").exists()
-    assert "failed_to_download" in out  # the status query ran and printed its rows
+    store = TableStore(spark, str(workdir / "tables"))
+    dedup = spark.table("dedup")  # the view the demo registered
+    kept = dedup.filter("NOT is_duplicate").count()
+    ok = store.read("samples").filter("status = 'ok'")
+    written = list(
+        wds.WebDataset(
+            sorted(str(p) for p in (workdir / "curated").glob("*.tar")), shardshuffle=False
+        )
+    )
+    assert (
+        len(written) == ok.join(dedup, "sample_id").filter("NOT is_duplicate").count()
+    )
+    assert 0 < len(written) <= kept
+
+
+def test_delta_without_its_jars_stops_at_once_with_the_fix(spark, dataset, tmp_path, capsys):
+    from imgcurate.spark.tables import TablesError
+
+    with pytest.raises(TablesError, match="Delta Lake jars"):
+        TableStore(spark, str(tmp_path / "tables"), "delta")
+    args = ["scan", "--input", str(dataset), "--tables", str(tmp_path / "t"), "--format", "delta"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "--packages io.delta:delta-spark" in err and "--format parquet" in err
+    assert not (tmp_path / "t").exists()  # nothing was scanned or written

@@ -114,16 +114,27 @@ def make_img2dataset(
     seed: int = 0,
     max_side: int = 256,
     configured_samples_per_shard: int = 10_000,
+    copies: float = 0.0,
 ) -> Path:
-    """Write a dataset in img2dataset's exact output layout; return its folder."""
+    """Write a dataset in img2dataset's exact output layout; return its folder.
+
+    ``copies`` is the fraction of samples that repeat an earlier sample's image
+    (byte-identical, as when one file is served under several URLs), so that
+    deduplication has something to find.
+    """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     images = sample_images(shards * samples_per_shard, seed=seed, max_side=max_side)
     rng = random.Random(seed)
+    copy_rng = random.Random(seed + 1)
+    earlier: list[tuple[str, bytes]] = []
     for shard in range(shards):
         rows = []
         for index in range(samples_per_shard):
             caption, jpeg = next(images)
+            if earlier and copy_rng.random() < copies:
+                caption, jpeg = copy_rng.choice(earlier)
+            earlier.append((caption, jpeg))
             key = img2dataset_key(shard, index, configured_samples_per_shard)
             failed = index >= samples_per_shard - failures_per_shard
             rows.append(_img2dataset_row(key, caption, jpeg, failed))
