@@ -120,9 +120,7 @@ def test_demo_command_runs_the_whole_pipeline(spark, tmp_path, capsys):
             sorted(str(p) for p in (workdir / "curated").glob("*.tar")), shardshuffle=False
         )
     )
-    assert (
-        len(written) == ok.join(dedup, "sample_id").filter("NOT is_duplicate").count()
-    )
+    assert len(written) == ok.join(dedup, "sample_id").filter("NOT is_duplicate").count()
     assert 0 < len(written) <= kept
 
 

@@ -8,7 +8,6 @@ from imgcurate.config import ConfigError
 from imgcurate.io.listing import ListingError
 from imgcurate.spark.tables import TablesError
 
-
 #: Exceptions that mean "the user must change something", printed without a traceback.
 USER_ERRORS = (ListingError, TablesError, ConfigError, FileNotFoundError)
 

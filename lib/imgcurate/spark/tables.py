@@ -134,9 +134,9 @@ class TableStore:
     def overwrite(self, name: str, frame) -> None:
         """Replace a whole table (for tables recomputed from scratch, such as duplicates)."""
         if self.format == "delta":  # a Delta overwrite is one atomic commit by itself
-            frame.write.format("delta").mode("overwrite").option(
-                "overwriteSchema", "true"
-            ).save(self.path(name))
+            frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
+                self.path(name)
+            )
             self.write_catalog()
             return
         run_id = new_run_id()
