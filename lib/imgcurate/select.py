@@ -18,10 +18,10 @@ there are, instead of a stack trace minutes into a job.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from imgcurate.spark.session import quiet_sql_errors
 
 VIEW = "selection"
 DEFAULT_WHERE = "status = 'ok'"
@@ -144,7 +144,7 @@ def _analyse(spark, query: str, view, option: str):
     from pyspark.errors import AnalysisException
 
     try:
-        with _quiet_spark_sql_errors():
+        with quiet_sql_errors():
             frame = spark.sql(query)
             _ = frame.columns  # analysed now, also where analysis is lazy (Spark Connect)
             return frame
@@ -168,15 +168,3 @@ def _explain(error, view, option: str) -> str:
 
 def _names(columns: list[str]) -> str:
     return ", ".join(columns)
-
-
-@contextlib.contextmanager
-def _quiet_spark_sql_errors():
-    """PySpark logs every analysis error with a JVM stack trace; ours are user errors."""
-    logger = logging.getLogger("SQLQueryContextLogger")
-    was = logger.disabled
-    logger.disabled = True
-    try:
-        yield
-    finally:
-        logger.disabled = was

@@ -32,12 +32,14 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from pyspark.errors import AnalysisException, ParseException
 
+    from imgcurate.spark.session import quiet_sql_errors
     from imgcurate.spark.tables import TableStore
 
     spark = session(args, "imgcurate-sql")
     names = register_all_views(spark, TableStore(spark, args.tables, args.table_format))
     try:
-        result = spark.sql(args.query)
+        with quiet_sql_errors():
+            result = spark.sql(args.query)
     except (AnalysisException, ParseException) as error:
         message = str(error).strip().splitlines()[0]
         print(f"imgcurate sql: error: {message}", file=sys.stderr)

@@ -9,6 +9,7 @@ v1 file-output committer so no task's output is visible before the job commits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -73,3 +74,25 @@ def _point_workers_at_this_python() -> None:
 def _launched_by_spark_submit() -> bool:
     """spark-submit starts the JVM first and hands Python its gateway port."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+@contextlib.contextmanager
+def quiet_sql_errors():
+    """Silence PySpark's logging of analysis errors (a JVM stack trace per error).
+
+    Invalid SQL from a user is a user error that imgcurate reports in one
+    line. The logger must be created through ``PySparkLogger`` (PySpark 4
+    passes it extra fields); PySpark 3.5 has no such logger and logs nothing.
+    """
+    try:
+        from pyspark.logger import PySparkLogger
+    except ImportError:  # PySpark 3.5
+        yield
+        return
+    logger = PySparkLogger.getLogger("SQLQueryContextLogger")
+    was = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = was

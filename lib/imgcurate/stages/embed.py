@@ -43,6 +43,7 @@ from imgcurate.models.catalog import DEFAULT_MODEL
 from imgcurate.schema import spark_schema
 from imgcurate.spark.pershard import ProgressReporter, map_shards
 from imgcurate.spark.tables import TablesError, TableStore, new_run_id
+from imgcurate.stages.scan import format_counts
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -191,9 +192,9 @@ class EmbedSummary:
         )
         problems = {k: v for k, v in self.by_status.items() if k != "ok"}
         if problems:
-            out.append("  images by status: " + _format_counts(problems))
+            out.append("  images by status: " + format_counts(problems))
         if self.devices:
-            out.append("  devices (images): " + _format_counts(self.devices))
+            out.append("  devices (images): " + format_counts(self.devices))
         out.extend(self.notes)
         if self.random_weights:
             out.append(
@@ -201,10 +202,6 @@ class EmbedSummary:
                 "meaningless, for testing the plumbing only; their rows say weights=random"
             )
         return out
-
-
-def _format_counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 class CountsParam:

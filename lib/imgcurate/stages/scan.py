@@ -48,14 +48,15 @@ class ScanSummary:
         ]
         problems = {k: v for k, v in self.by_status.items() if k != "ok"}
         if problems:
-            out.append("  samples by status: " + _format_counts(problems))
+            out.append("  samples by status: " + format_counts(problems))
         bad_shards = {k: v for k, v in self.shard_status.items() if k != "ok"}
         if bad_shards:
-            out.append("  shards by status: " + _format_counts(bad_shards))
+            out.append("  shards by status: " + format_counts(bad_shards))
         return out
 
 
-def _format_counts(counts: dict[str, int]) -> str:
+def format_counts(counts: dict[str, int]) -> str:
+    """``a=3, b=1``: counts largest first, for summary lines."""
     return ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
