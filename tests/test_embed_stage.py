@@ -106,6 +106,26 @@ def test_every_ok_sample_gets_one_score_row_and_one_unit_vector(embedded):
     assert sorted(per_run.values()) == [1, 2]
 
 
+def test_embed_hashes_what_it_decodes_for_dedup(embedded):
+    from imgcurate.dedup.hashes import hash_shard
+
+    dataset, tables, _ = embedded
+    hashes = {row["sample_id"]: row for row in read(tables, "hashes")}
+    assert set(hashes) == eligible_ids(tables)  # small images: all decoded at full size
+    assert {row["source"] for row in hashes.values()} == {"embed"}
+    samples = [r for r in read(tables, "samples") if r["shard"] == "00000.tar" and r["members"]]
+    images = [(r["sample_id"], *_image_range(r)) for r in samples]
+    expected = hash_shard(str(dataset / "00000.tar"), images).to_pylist()  # dedup's own pass
+    for row in expected:
+        got = hashes[row["sample_id"]]
+        assert (got["phash"], got["pixel_hash"]) == (row["phash"], row["pixel_hash"])
+
+
+def _image_range(sample: dict) -> tuple[int, int]:
+    place = dict(sample["members"])[sample["image_ext"]]
+    return place["offset"], place["size"]
+
+
 def test_rerun_embeds_nothing_and_a_new_shard_is_embedded_next_time(embedded, tmp_path):
     dataset, first_tables, _ = embedded
     tables = shutil.copytree(first_tables, tmp_path / "tables")

@@ -17,6 +17,7 @@ no vector and no scores. Only a failure of the model itself fails the task.
 
 from __future__ import annotations
 
+import io
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +28,9 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 import torch
+from PIL import Image
 
+from imgcurate.dedup.hashes import image_hashes
 from imgcurate.images.decode import DecodeError, decode_image
 from imgcurate.io.ranges import MissingShardError, ShortReadError, read_ranges
 from imgcurate.models.bundle import Models, ModelSpec, load_models
@@ -87,6 +90,7 @@ def embed_shard(
     fast_decode: bool = True,
     decode_threads: int | None = None,
     vector_dtype: str = "float32",
+    hashes_out: dict[str, tuple[int, str]] | None = None,
 ) -> pa.Table:
     """Embed and score ``samples`` (``(sample_id, offset, size, caption)``) of one shard.
 
@@ -94,6 +98,12 @@ def embed_shard(
     per process) on ``device`` (default: the Spark task's GPU slot, else CPU).
     ``fast_decode`` decodes JPEGs at reduced scale, never below twice the model
     input. Returns one row per sample, in the order given (:func:`output_schema`).
+
+    With ``hashes_out`` (a dict), the perceptual and pixel hashes of every image
+    decoded at full resolution are put there by sample id, for dedup: hashing
+    an image already decoded costs a fraction of decoding it again later.
+    Images the JPEG fast path decoded at reduced scale are left out, since
+    their pixels differ from a full decode (dedup hashes those itself).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -111,8 +121,11 @@ def embed_shard(
             ranges.append((index, ref.offset, ref.size))
     min_side = 2 * models.embedder.image_size if fast_decode else None
 
-    def prepare(data: bytes) -> torch.Tensor:
-        return models.embedder.preprocess(decode_image(data, min_side))
+    def prepare(index: int, data: bytes) -> torch.Tensor:
+        image = decode_image(data, min_side)
+        if hashes_out is not None and _full_resolution(image, data):
+            hashes_out[refs[index].sample_id] = image_hashes(image)
+        return models.embedder.preprocess(image)
 
     threads = decode_threads or min(16, os.cpu_count() or 1)
     with ThreadPoolExecutor(threads, thread_name_prefix="decode") as pool:
@@ -128,7 +141,7 @@ def _prepared(
     path: str,
     ranges: list[tuple[int, int, int]],
     pool: ThreadPoolExecutor,
-    prepare: Callable[[bytes], torch.Tensor],
+    prepare: Callable[[int, bytes], torch.Tensor],
     ahead: int,
 ) -> Iterator[tuple[int, torch.Tensor | Failure]]:
     """Yield ``(index, tensor or Failure)`` in read order, keeping ``ahead`` decodes in flight.
@@ -140,7 +153,7 @@ def _prepared(
     failure = None
     try:
         for index, data in read_ranges(path, ranges):
-            pending.append((index, pool.submit(prepare, data)))
+            pending.append((index, pool.submit(prepare, index, data)))
             submitted.add(index)
             if len(pending) >= ahead:
                 yield _settle(*pending.popleft())
@@ -156,6 +169,12 @@ def _prepared(
         for index, _, _ in ranges:
             if index not in submitted:
                 yield index, failure
+
+
+def _full_resolution(image, data: bytes) -> bool:
+    """True when ``image`` was decoded at the size its header declares (no draft scaling)."""
+    declared = Image.open(io.BytesIO(data)).size
+    return sorted(image.size) == sorted(declared)
 
 
 def _settle(index: int, future: Future) -> tuple[int, torch.Tensor | Failure]:

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+HASHES_TABLE = "hashes"
 EMBEDDINGS = "embeddings"
 SCORES = "scores"
 DEFAULT_SHARDS_PER_COMMIT = 256
@@ -240,10 +241,12 @@ def embed_task(options: EmbedOptions, devices=None) -> Callable[[dict], pa.Table
         refs = [
             (s["sample_id"], s["offset"], s["size"], s["caption"]) for s in shard_input["samples"]
         ]
+        hashes: dict[str, tuple[int, str]] = {}
         table = embed_shard(
             shard_input["path"],
             refs,
             models,
+            hashes_out=hashes,
             batch_size=options.batch_size or (GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE),
             fast_decode=options.fast_decode,
             decode_threads=options.decode_threads,
@@ -252,7 +255,7 @@ def embed_task(options: EmbedOptions, devices=None) -> Callable[[dict], pa.Table
         label = device_label(models.device)
         if devices is not None:
             devices.add({label: table.num_rows})
-        return _with_placement(table, label)
+        return _with_hashes(_with_placement(table, label), hashes)
 
     return run
 
@@ -267,7 +270,26 @@ def task_schema(vector_dtype: str) -> pa.Schema:
     from imgcurate.embed import output_schema
 
     base = output_schema(vector_dtype)
-    return base.append(pa.field("device", pa.string())).append(pa.field("gpu_slot", pa.string()))
+    for name, kind in _EXTRA_COLUMNS:
+        base = base.append(pa.field(name, kind))
+    return base
+
+
+#: Columns a task adds to :func:`embed.output_schema`: placement, then the dedup hashes.
+_EXTRA_COLUMNS = (
+    ("device", pa.string()),
+    ("gpu_slot", pa.string()),
+    ("phash", pa.int64()),
+    ("pixel_hash", pa.string()),
+)
+
+
+def _with_hashes(table: pa.Table, hashes: dict[str, tuple[int, str]]) -> pa.Table:
+    """Hashes of the images decoded at full size, for the ``hashes`` table dedup reads."""
+    found = [hashes.get(sample_id) for sample_id in table.column("sample_id").to_pylist()]
+    phashes = pa.array([h[0] if h else None for h in found], pa.int64())
+    table = table.append_column("phash", phashes)
+    return table.append_column("pixel_hash", pa.array([h[1] if h else None for h in found]))
 
 
 def _with_placement(table: pa.Table, label: str) -> pa.Table:
@@ -466,14 +488,43 @@ def _run_wave(
             embeddings = output.filter(output["status"] == "ok")
             store.stage(run_id, EMBEDDINGS, embeddings.select("sample_id", "model", "vector"))
         # Scores are narrow: fewer, larger files (read from the persisted output).
-        store.stage(run_id, SCORES, output.drop("vector").coalesce(max(1, len(wave) // 32)))
-        store.commit(run_id, [EMBEDDINGS, SCORES])
+        narrow = output.drop("vector", "phash", "pixel_hash")
+        store.stage(run_id, SCORES, narrow.coalesce(max(1, len(wave) // 32)))
+        tables = [EMBEDDINGS, SCORES]
+        if _stage_new_hashes(store, run_id, output):
+            tables.append(HASHES_TABLE)
+        store.commit(run_id, tables)
         rows = output.groupBy("status").count().collect()
         return {row["status"]: row["count"] for row in rows}
     finally:
         output.unpersist()
         frame.unpersist()
         spark.sparkContext.setJobDescription(None)
+
+
+def _stage_new_hashes(store: TableStore, run_id: str, output: DataFrame) -> bool:
+    """Stage hashes of images no earlier pass hashed; return whether there were any.
+
+    Dedup reads ``hashes`` and hashes only what is missing, so images hashed
+    here are never decoded again for dedup.
+    """
+    from pyspark.sql import functions as F
+
+    rows = output.filter(F.col("pixel_hash").isNotNull()).select(
+        "sample_id",
+        "phash",
+        "pixel_hash",
+        F.lit("ok").alias("status"),
+        F.lit(None).cast("string").alias("error"),
+        F.lit("embed").alias("source"),
+    )
+    if store.exists(HASHES_TABLE):
+        rows = rows.join(store.read(HASHES_TABLE).select("sample_id"), "sample_id", "left_anti")
+    rows = rows.coalesce(1)
+    if rows.limit(1).count() == 0:
+        return False
+    store.stage(run_id, HASHES_TABLE, rows)
+    return True
 
 
 def _one_task_per_shard(
