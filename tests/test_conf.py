@@ -140,3 +140,13 @@ def test_databricks_job_json_matches_the_jobs_api_schema():
     job = json.loads((CONF / "databricks" / "job.json").read_text())
     assert _normalise(_round_trip(job)) == _normalise(job)
     assert job["tasks"][0]["python_wheel_task"]["parameters"][:2] == ["run", "--config"]
+
+
+def test_config_is_read_from_an_fsspec_url():
+    import fsspec
+
+    text = (CONF / "pipeline-local.yaml").read_text().replace("local[*]", "local[2]")
+    with fsspec.filesystem("memory").open("/configs/pipeline.yaml", "w") as handle:
+        handle.write(text)
+    config = load_config("memory://configs/pipeline.yaml")
+    assert config.spark.master == "local[2]" and config.reshard.dest.endswith("curated")
