@@ -123,7 +123,7 @@ def embed_shard(
 
     def prepare(index: int, data: bytes) -> torch.Tensor:
         image = decode_image(data, min_side)
-        if hashes_out is not None and _full_resolution(image, data):
+        if hashes_out is not None and (min_side is None or _full_resolution(image, data)):
             hashes_out[refs[index].sample_id] = image_hashes(image)
         return models.embedder.preprocess(image)
 

@@ -31,6 +31,22 @@ def shard_frame(spark, rows: list[dict], schema: pa.Schema):
     return spark.createDataFrame(rdd, spark_schema(schema))
 
 
+def one_shard_per_partition(spark, per_shard, shards: list[str], schema=None):
+    """Lay out a DataFrame of per-shard rows (a ``shard`` column, one row per shard in
+    ``shards``) with exactly one row per partition, so each shard is its own task.
+
+    Hash partitioning could put two shards in one task and leave another task
+    empty; partitioning by each shard's position in ``shards`` cannot.
+    """
+    slots = {shard: slot for slot, shard in enumerate(shards)}
+    rdd = (
+        per_shard.rdd.map(lambda row: (slots[row["shard"]], row))
+        .partitionBy(len(slots), lambda slot: slot)
+        .values()
+    )
+    return spark.createDataFrame(rdd, schema or per_shard.schema, verifySchema=False)
+
+
 def map_shards(frame, fn: ShardFn, output: pa.Schema, counter=None, count_column: str = ""):
     """Apply ``fn(shard_row) -> pa.Table`` to every row of ``frame``, one task each.
 

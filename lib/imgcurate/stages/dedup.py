@@ -30,7 +30,7 @@ from imgcurate.dedup.keep import KeepRule
 from imgcurate.dedup.near import DEFAULT_DISTANCE
 from imgcurate.dedup.semantic import SemanticConfig, eps_column, semantic_duplicates
 from imgcurate.dedup.view import register_dedup_view
-from imgcurate.spark.pershard import ProgressReporter, map_shards
+from imgcurate.spark.pershard import ProgressReporter, map_shards, one_shard_per_partition
 from imgcurate.spark.tables import TablesError, TableStore, new_run_id
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def update_hashes(spark, store: TableStore, images, summary: DedupSummary, progr
         per_shard.unpersist()
         return
     counter = spark.sparkContext.accumulator(0)
-    frame = _one_task_per_shard(spark, per_shard, shards)
+    frame = one_shard_per_partition(spark, per_shard, shards)
     output = map_shards(frame, _hash_task, HASHES, counter)
     run_id = new_run_id()
     with ProgressReporter(spark, "dedup hashes", len(shards), counter, enabled=progress):
@@ -196,17 +196,6 @@ def update_hashes(spark, store: TableStore, images, summary: DedupSummary, progr
 def _hash_task(shard_row: dict) -> pa.Table:
     images = [(i["sample_id"], i["offset"], i["size"]) for i in shard_row["images"]]
     return hash_shard(shard_row["path"], images)
-
-
-def _one_task_per_shard(spark, per_shard, shards: list[str]):
-    """The per-shard rows laid out one per partition, so each shard is its own task."""
-    slots = {shard: slot for slot, shard in enumerate(shards)}
-    rdd = (
-        per_shard.rdd.map(lambda row: (slots[row["shard"]], row))
-        .partitionBy(len(slots), lambda slot: slot)
-        .values()
-    )
-    return spark.createDataFrame(rdd, per_shard.schema)
 
 
 def _hashes(store: TableStore, images):

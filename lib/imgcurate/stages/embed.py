@@ -41,7 +41,7 @@ import pyarrow as pa
 from imgcurate.config import ConfigError
 from imgcurate.models.catalog import DEFAULT_MODEL
 from imgcurate.schema import spark_schema
-from imgcurate.spark.pershard import ProgressReporter, map_shards
+from imgcurate.spark.pershard import ProgressReporter, map_shards, one_shard_per_partition
 from imgcurate.spark.tables import TablesError, TableStore, new_run_id
 from imgcurate.stages.scan import format_counts
 
@@ -478,7 +478,7 @@ def _run_wave(
     counter = spark.sparkContext.accumulator(0)
     # Group first, in its own job: the embed job is then one stage of one task per shard
     # (what the progress line counts), and a retried GPU task does not redo the grouping.
-    frame = _one_task_per_shard(spark, pending, wave).persist(_disk_only())
+    frame = _wave_frame(spark, pending, wave).persist(_disk_only())
     output = map_shards(frame, task, task_schema(options.vector_dtype), counter)
     output = output.persist(_disk_only())  # two tables are written from one GPU pass
     try:
@@ -527,27 +527,17 @@ def _stage_new_hashes(store: TableStore, run_id: str, output: DataFrame) -> bool
     return True
 
 
-def _one_task_per_shard(
-    spark: SparkSession, pending: DataFrame, wave: list[ShardWork]
-) -> DataFrame:
-    """The wave's samples grouped by shard, exactly one shard per partition.
-
-    Hash partitioning could put two shards in one task and leave another task
-    empty; partitioning by each shard's position in the wave cannot.
-    """
+def _wave_frame(spark: SparkSession, pending: DataFrame, wave: list[ShardWork]) -> DataFrame:
+    """The wave's samples grouped by shard with its path, one shard per partition."""
     from pyspark.sql import functions as F
 
-    position = {w.shard: index for index, w in enumerate(wave)}
-    paths = {w.shard: w.path for w in wave}
+    shards = [w.shard for w in wave]
+    paths = F.create_map(*[F.lit(value) for w in wave for value in (w.shard, w.path)])
     ref = F.struct("sample_id", "offset", "size", "caption")
     grouped = (
-        pending.filter(F.col("shard").isin(list(position)))
+        pending.filter(F.col("shard").isin(shards))
         .groupBy("shard")
         .agg(F.collect_list(ref).alias("samples"))
+        .select("shard", paths[F.col("shard")].alias("path"), "samples")
     )
-    rdd = (
-        grouped.rdd.map(lambda row: (position[row[0]], (row[0], paths[row[0]], row[1])))
-        .partitionBy(len(wave), lambda key: key)
-        .values()
-    )
-    return spark.createDataFrame(rdd, spark_schema(EMBED_INPUT), verifySchema=False)
+    return one_shard_per_partition(spark, grouped, shards, spark_schema(EMBED_INPUT))
